@@ -1,0 +1,16 @@
+"""The canonical GraphQL schema. Each domain module contributes query, mutation and
+subscription types, merged here."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.tools import merge_types
+
+from mp4e.schema.subscriptions import JobSubscription
+from mp4e.schema.videos import VideoMutation, VideoQuery
+
+Query = merge_types("Query", (VideoQuery,))
+Mutation = merge_types("Mutation", (VideoMutation,))
+Subscription = merge_types("Subscription", (JobSubscription,))
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -1,0 +1,3 @@
+"""Imports every job handler module so that its handlers are registered."""
+
+from mp4e.workers import ingest  # noqa: F401
