@@ -85,9 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_router(lambda: app.state.runtime), prefix="/graphql")
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        """The process is up."""
-        return {"status": "ok"}
+    async def healthz(request: Request) -> dict[str, Any]:
+        """The process is up; also reports its open GraphQL subscriptions."""
+        runtime: Runtime = request.app.state.runtime
+        return {"status": "ok", "activeSubscriptions": runtime.events.subscriber_count()}
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:

@@ -30,6 +30,15 @@ class MP4EError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The structured part of the error: `code`, `field` and `details`.
+
+        graphql-core copies this attribute of an original error into the GraphQL error's
+        `extensions`, so websocket results carry it as HTTP results do.
+        """
+        return {"code": self.code, "field": self.field, "details": self.details}
+
 
 class InvalidParameter(MP4EError):
     """Raised when a request parameter or body field has an invalid value."""
