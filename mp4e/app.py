@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from mp4e.rest_compat import exports as export_routes
 from mp4e.rest_compat import files as files_routes
 from mp4e.rest_compat import videos as video_routes
 from mp4e.rest_compat.errors import envelope, install_error_handlers
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(ApiMiddleware)
     app.include_router(video_routes.router)
+    app.include_router(export_routes.router)
     app.include_router(files_routes.router)
     app.include_router(build_router(lambda: app.state.runtime), prefix="/graphql")
 

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from mp4e.errors import NotFound
 from mp4e.rest_compat.deps import get_runtime
 from mp4e.runtime import Runtime
+from mp4e.services.exports import signed_resource
 from mp4e.signing import verify_path
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -36,8 +37,10 @@ def _serve(
     name: str,
     expires: str | None,
     signature: str | None,
+    filename: str | None = None,
 ) -> FileResponse:
-    verify_path(runtime.settings.secret_key, request.url.path, expires, signature)
+    resource = signed_resource(request.url.path, filename)
+    verify_path(runtime.settings.secret_key, resource, expires, signature)
     base = runtime.storage.videos_dir if directory == "videos" else runtime.storage.exports_dir
     path = (base / video_id / name).resolve()
     if path.parent != (base / video_id).resolve() or not path.is_file():
@@ -46,7 +49,11 @@ def _serve(
         )
     media_type = _MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return FileResponse(
-        path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"}
+        path,
+        media_type=media_type,
+        headers={"Cache-Control": "private, max-age=300"},
+        filename=filename,
+        content_disposition_type="attachment",
     )
 
 
@@ -71,6 +78,10 @@ async def export_file(
     runtime: RuntimeDep,
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
+    filename: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
-    """An export file, by signed URL (no API key)."""
-    return _serve(runtime, request, "exports", video_id, name, expires, signature)
+    """Serve an export file by signed URL, without an API key.
+
+    `filename`, covered by the signature, names the saved download.
+    """
+    return _serve(runtime, request, "exports", video_id, name, expires, signature, filename)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import strawberry
 from strawberry.tools import merge_types
 
+from mp4e.schema.exports import ExportMutation
 from mp4e.schema.subscriptions import JobSubscription
 from mp4e.schema.videos import VideoMutation, VideoQuery
 
 Query = merge_types("Query", (VideoQuery,))
-Mutation = merge_types("Mutation", (VideoMutation,))
+Mutation = merge_types("Mutation", (VideoMutation, ExportMutation))
 Subscription = merge_types("Subscription", (JobSubscription,))
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
