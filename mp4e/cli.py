@@ -1,4 +1,4 @@
-"""The `mp4e` command: serve, worker, keys, db."""
+"""The `mp4e` command: serve, worker, keys, db, inspect."""
 
 from __future__ import annotations
 
@@ -110,6 +110,35 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+# Exit codes of `mp4e inspect`, chosen like grep's: found, not found, error.
+INSPECT_FOUND = 0
+INSPECT_NONE = 1
+INSPECT_ERROR = 2
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Print the MP4E document embedded in a local file as indented JSON."""
+    import json
+    from pathlib import Path
+
+    from mp4e.vision.mp4box import read_metadata
+
+    path = Path(args.file)
+    try:
+        document = read_metadata(path)
+    except MP4EError as exc:
+        print(f"error: {args.file}: {exc.message}", file=sys.stderr)
+        return INSPECT_ERROR
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return INSPECT_ERROR
+    if document is None:
+        print(f"No MP4E metadata in {args.file}.", file=sys.stderr)
+        return INSPECT_NONE
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return INSPECT_FOUND
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mp4e", description="MP4E server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="Apply migrations up to the newest revision.")
     db.set_defaults(handler=_db)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="Print the MP4E metadata embedded in a local MP4 or MOV file.",
+        description=(
+            "Print the embedded metadata document as JSON on stdout. Exit status: 0 when "
+            "the file contains a document, 1 when it contains none, 2 when the file cannot "
+            "be read or its metadata box is damaged."
+        ),
+    )
+    inspect.add_argument("file", help="Path of the MP4, MOV or WebM file.")
+    inspect.set_defaults(handler=_inspect)
     return parser
 
 
