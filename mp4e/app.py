@@ -12,13 +12,16 @@ import dramatiq
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from mp4e.rest_compat import exports as export_routes
 from mp4e.rest_compat import files as files_routes
+from mp4e.rest_compat import metadata as metadata_routes
+from mp4e.rest_compat import objects as object_routes
 from mp4e.rest_compat import videos as video_routes
 from mp4e.rest_compat.errors import envelope, install_error_handlers
 from mp4e.rest_compat.middleware import ApiMiddleware
-from mp4e.runtime import Runtime, build_runtime
+from mp4e.runtime import INVALIDATION_CHANNEL, Runtime, build_runtime
 from mp4e.schema.router import build_router
 from mp4e.services import jobs as job_service
 from mp4e.settings import Settings, get_settings
@@ -41,6 +44,35 @@ async def reap_forever(runtime: Runtime, interval_s: float = REAP_INTERVAL_S) ->
         await asyncio.sleep(interval_s)
 
 
+class MP4EApplication(FastAPI):
+    """FastAPI with `ApiMiddleware` outside Starlette's middleware stack.
+
+    Rate-limit rejections and cached reads then skip the framework's per-request work, and
+    every response, including the error middleware's 500s, gets the request id and limits.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._outer = ApiMiddleware(super().__call__, self.state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._outer(scope, receive, send)
+
+
+async def apply_invalidations(runtime: Runtime) -> None:
+    """Drop cached views when any process on the event bus reports a change."""
+    while True:
+        try:
+            async for event in runtime.events.subscribe(INVALIDATION_CHANNEL):
+                runtime.apply_invalidation(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Listening for cache invalidations failed; retrying in 1 s")
+            runtime.video_views.clear()
+            await asyncio.sleep(1)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application. Without Redis it also runs the job workers in-process."""
     settings = settings or get_settings()
@@ -58,12 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
             worker.start()
         reaper = asyncio.create_task(reap_forever(runtime))
+        invalidations = asyncio.create_task(apply_invalidations(runtime))
         logger.info("MP4E server started (database %s)", runtime.database.engine.url.drivername)
         try:
             yield
         finally:
             reaper.cancel()
-            await asyncio.gather(reaper, return_exceptions=True)
+            invalidations.cancel()
+            await asyncio.gather(reaper, invalidations, return_exceptions=True)
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
             broker.close()
@@ -71,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.database.dispose()
             logger.info("MP4E server stopped")
 
-    app = FastAPI(
+    app = MP4EApplication(
         title="MP4E server",
         summary="Interactive video: upload, track objects, version metadata, export .mp4e.",
         version="0.1.0",
@@ -80,8 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
-    app.add_middleware(ApiMiddleware)
     app.include_router(video_routes.router)
+    app.include_router(metadata_routes.router)
+    app.include_router(object_routes.router)
     app.include_router(export_routes.router)
     app.include_router(files_routes.router)
     app.include_router(build_router(lambda: app.state.runtime), prefix="/graphql")

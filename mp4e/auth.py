@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from mp4e.cache import TTLCache
 from mp4e.db import Database
 from mp4e.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
 from mp4e.models import Account, ApiKey
@@ -86,8 +87,19 @@ def split_key(token: str) -> tuple[str, str]:
     return f"key_{key_id_hex}", secret
 
 
-async def authenticate(database: Database, token: str) -> Principal:
-    """Verify an API key and return its principal; `Unauthorized` when unknown or revoked."""
+async def authenticate(
+    database: Database, token: str, cache: TTLCache[str, Principal] | None = None
+) -> Principal:
+    """Verify an API key and return its principal; `Unauthorized` when unknown or revoked.
+
+    With a cache, a verified key is trusted for the cache's lifetime (a few seconds): a
+    revocation reaches other processes through the event bus, or when the entry expires.
+    """
+    digest = hash_secret(token)
+    if cache is not None:
+        cached = cache.get(digest)
+        if cached is not None:
+            return cached
     key_id, secret = split_key(token)
     async with database.session() as session:
         key = await session.get(ApiKey, key_id)
@@ -95,9 +107,12 @@ async def authenticate(database: Database, token: str) -> Principal:
         raise Unauthorized("Invalid API key.")
     if key.revoked_at is not None:
         raise Unauthorized("This API key was revoked.")
-    return Principal(
+    principal = Principal(
         key_id=key.id, key_name=key.name, account_id=key.account_id, scopes=frozenset(key.scopes)
     )
+    if cache is not None:
+        cache.put(digest, principal)
+    return principal
 
 
 @dataclass(frozen=True)

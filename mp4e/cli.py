@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from mp4e.errors import MP4EError
 from mp4e.logs import configure_logging
-from mp4e.settings import get_settings
+from mp4e.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_config=None,
         proxy_headers=args.proxy_headers,
+        access_log=args.access_log,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -95,12 +96,27 @@ def _keys(args: argparse.Namespace) -> int:
                     print(f"{key.id}\t{account.name}\t{key.name}\t{','.join(key.scopes)}\t{state}")
             else:
                 key = await revoke_key(database, args.key_id)
+                _announce_key_change(settings)
                 print(f"Revoked key {key.id}.")
             return 0
         finally:
             await close_databases()
 
     return asyncio.run(run())
+
+
+def _announce_key_change(settings: Settings) -> None:
+    """Tell running servers to forget cached keys (only reachable through Redis)."""
+    if not settings.redis_url:
+        return
+    from mp4e.events import RedisEventBus
+    from mp4e.runtime import INVALIDATION_CHANNEL
+
+    bus = RedisEventBus(settings.redis_url)
+    try:
+        bus.publish(INVALIDATION_CHANNEL, {"keys": True})
+    finally:
+        asyncio.run(bus.close())
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -148,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000).")
     serve.add_argument(
         "--proxy-headers", action="store_true", help="Trust X-Forwarded-* from a reverse proxy."
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="Log one line per request (off by default)."
     )
     serve.set_defaults(handler=_serve)
 

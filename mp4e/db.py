@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,8 +43,21 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
             event.listen(self.engine.sync_engine, "begin", _begin)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.change_listeners: list[Callable[[set[str]], None]] = []
+        tracking_session = type("TrackingSession", (Session,), {})
+        event.listen(tracking_session, "before_flush", _collect_changes)
+        event.listen(tracking_session, "after_commit", self._publish_changes)
+        event.listen(tracking_session, "after_rollback", _forget_changes)
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=tracking_session
+        )
         self.write_lock = asyncio.Lock()
+
+    def _publish_changes(self, session: Session) -> None:
+        changed: set[str] = session.info.pop(CHANGED_KEYS, set())
+        if changed:
+            for listener in self.change_listeners:
+                listener(changed)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -97,6 +111,30 @@ def _begin(connection: Any) -> None:
     # Writers take the write lock up front so that a read-then-write transaction never fails
     # when upgrading its lock; readers use a deferred transaction and see a WAL snapshot.
     connection.exec_driver_sql("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+
+
+CHANGED_KEYS = "mp4e_changed_keys"
+
+
+def mark_changed(session: Any, key: str) -> None:
+    """Record that `key` (a video id) changed in this transaction, for bulk statements the
+    flush tracking cannot see. Listeners hear of it after the commit."""
+    sync_session = getattr(session, "sync_session", session)
+    sync_session.info.setdefault(CHANGED_KEYS, set()).add(key)
+
+
+def _collect_changes(session: Session, _context: Any, _instances: Any) -> None:
+    # Every row that belongs to a video carries `video_id`; the video row itself is a `Video`.
+    changed: set[str] = session.info.setdefault(CHANGED_KEYS, set())
+    for instance in (*session.new, *session.dirty, *session.deleted):
+        if getattr(instance, "__tablename__", None) == "videos":
+            changed.add(instance.id)
+        elif getattr(instance, "__tablename__", None) in ("metadata_versions", "export_files"):
+            changed.add(instance.video_id)
+
+
+def _forget_changes(session: Session) -> None:
+    session.info.pop(CHANGED_KEYS, None)
 
 
 _databases: dict[str, Database] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -45,15 +44,15 @@ class MemoryRateLimiter:
         self.limit = limit
         self.window_s = window_s
         self._counts: dict[tuple[str, int], int] = {}
-        self._lock = asyncio.Lock()
 
     async def hit(self, subject: str) -> RateLimitState:
+        # No await between the read and the write, so concurrent requests on the event loop
+        # cannot interleave here.
         window = int(time.time()) // self.window_s
-        async with self._lock:
-            if len(self._counts) > 10_000:
-                self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
-            count = self._counts.get((subject, window), 0) + 1
-            self._counts[(subject, window)] = count
+        if len(self._counts) > 10_000:
+            self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
+        count = self._counts.get((subject, window), 0) + 1
+        self._counts[(subject, window)] = count
         return _state(self.limit, count, (window + 1) * self.window_s)
 
     async def close(self) -> None:

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from mp4e.auth import Principal
+from mp4e.cache import TTLCache
 from mp4e.db import Database, get_database
 from mp4e.events import EventBus, MemoryEventBus, RedisEventBus
 from mp4e.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -21,6 +23,11 @@ class JobQueue(Protocol):
     def enqueue(self, job_id: str) -> None: ...
 
 
+INVALIDATION_CHANNEL = "invalidate"
+PRINCIPAL_TTL_S = 5.0
+VIDEO_VIEW_TTL_S = 2.0
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -29,6 +36,29 @@ class Runtime:
     events: EventBus
     limiter: RateLimiter
     queue: JobQueue | None = field(default=None)
+    principals: TTLCache[str, Principal] = field(default_factory=lambda: TTLCache(PRINCIPAL_TTL_S))
+    video_views: TTLCache[str, tuple[str, bytes]] = field(
+        default_factory=lambda: TTLCache(VIDEO_VIEW_TTL_S)
+    )
+
+    view_generation: int = 0
+
+    def notify_changed(self, video_ids: set[str]) -> None:
+        """Drop cached views of changed videos here and in every process on the event bus."""
+        self.view_generation += 1
+        for video_id in video_ids:
+            self.video_views.discard(video_id)
+        try:
+            self.events.publish(INVALIDATION_CHANNEL, {"videos": sorted(video_ids)})
+        except Exception:
+            logger.warning("Publishing a cache invalidation failed", exc_info=True)
+
+    def apply_invalidation(self, event: dict[str, object]) -> None:
+        self.view_generation += 1
+        for video_id in event.get("videos") or ():  # type: ignore[attr-defined]
+            self.video_views.discard(str(video_id))
+        if event.get("keys"):
+            self.principals.clear()
 
     def require_queue(self) -> JobQueue:
         if self.queue is None:
@@ -56,10 +86,12 @@ def build_runtime(settings: Settings) -> Runtime:
     else:
         events = MemoryEventBus()
         limiter = MemoryRateLimiter(settings.rate_limit_requests, settings.rate_limit_window_s)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         database=get_database(settings),
         storage=storage,
         events=events,
         limiter=limiter,
     )
+    runtime.database.change_listeners.append(runtime.notify_changed)
+    return runtime

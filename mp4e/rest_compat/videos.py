@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from mp4e.auth import Principal, Scope
 from mp4e.errors import InvalidParameter
@@ -80,12 +81,34 @@ async def upload_video(
     return JSONResponse(body, status_code=201)
 
 
-@router.get("/{video_id}")
-async def get_video(video_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.get("/{video_id}", response_class=Response)
+async def get_video(video_id: str, request: Request) -> Response:
     """Details of one video, with its current metadata document (tracks left out)."""
+    runtime = get_runtime(request)
+    body = await video_details_body(runtime, get_principal(request), video_id)
+    return Response(body, media_type="application/json")
+
+
+async def video_details_body(runtime: Runtime, principal: Principal, video_id: str) -> bytes:
+    """Return the JSON of a video's details, from the view cache when it is fresh.
+
+    The cache holds the account of each video, so a hit applies the same scope and ownership
+    rules as a database read. A view is stored only if no change was reported while it was
+    being built, so an invalidation cannot be overtaken by a slower read.
+    """
+    principal.require(Scope.VIDEOS_READ)
+    cached = runtime.video_views.get(video_id)
+    if cached is not None:
+        account_id, body = cached
+        if account_id == principal.account_id:
+            return body
+    generation = runtime.view_generation
     video = await video_service.get_video(runtime, principal, video_id)
     document, _ = await metadata_service.read_document(runtime, video, with_tracks=False)
-    return video_details(runtime, video, document)
+    body = json.dumps(video_details(runtime, video, document), separators=(",", ":")).encode()
+    if runtime.view_generation == generation:
+        runtime.video_views.put(video_id, (video.account_id, body))
+    return body
 
 
 @router.delete("/{video_id}")

@@ -42,7 +42,9 @@ class MP4EGraphQLRouter(GraphQLRouter[Context, None]):
             header = f"Bearer {params['apiKey']}"
         try:
             token = parse_bearer(header)
-            principal = await authenticate(context.runtime.database, token)
+            principal = await authenticate(
+                context.runtime.database, token, context.runtime.principals
+            )
         except Unauthorized as exc:
             raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
         context.set_principal(principal, None)

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from mp4e.auth import Principal, Scope
+from mp4e.db import mark_changed
 from mp4e.errors import EmptyFile, InvalidParameter, NotFound
 from mp4e.models import Blob, ExportFile, Job, MetadataVersion, Video
 from mp4e.models.base import utcnow
@@ -157,6 +158,7 @@ async def delete_video(runtime: Runtime, principal: Principal, video_id: str) ->
         for table in (ExportFile, MetadataVersion, Blob, Job):
             await session.execute(delete(table).where(table.video_id == video.id))  # type: ignore[attr-defined]
         await session.execute(delete(Video).where(Video.id == video.id))  # type: ignore[arg-type]
+        mark_changed(session, video.id)
     blob_cache.drop_video(video.id)
     runtime.storage.delete_video_files(video.id)
     logger.info("Deleted video %s (stopped jobs: %s)", video.id, ", ".join(active_ids) or "none")

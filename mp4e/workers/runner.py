@@ -98,6 +98,7 @@ def run_job_message(job_id: str) -> None:
 
 async def _run(shared: Runtime, job_id: str) -> None:
     database = Database(shared.settings.resolved_database_url, poolclass=NullPool)
+    database.change_listeners.append(shared.notify_changed)
     runtime = replace(shared, database=database)
     try:
         await _run_claimed(runtime, job_id)
