@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -168,8 +169,14 @@ async def finish_job(
     return job
 
 
-async def reap_expired_jobs(runtime: Runtime) -> list[Job]:
-    """Requeue or fail running jobs whose worker stopped renewing the lease."""
+async def reap_expired_jobs(
+    runtime: Runtime, on_finished: Callable[[Runtime, Job], Awaitable[None]] | None = None
+) -> list[Job]:
+    """Requeue or fail running jobs whose worker stopped renewing the lease.
+
+    `on_finished` runs for each job that this ends (failed or cancelled), e.g. to give its
+    video back the status it had before.
+    """
     now = utcnow()
     handled: list[Job] = []
     async with runtime.database.serialized() as session:
@@ -202,5 +209,7 @@ async def reap_expired_jobs(runtime: Runtime) -> list[Job]:
             runtime.require_queue().enqueue(job.id)
         else:
             logger.warning("Job %s ended as %s after its lease expired", job.id, job.status)
+            if on_finished is not None:
+                await on_finished(runtime, job)
         runtime.events.publish(job_channel(job.video_id), job_event(job))
     return handled

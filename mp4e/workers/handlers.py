@@ -1,3 +1,6 @@
 """Imports every job handler module so that its handlers are registered."""
 
-from mp4e.workers import ingest  # noqa: F401
+from mp4e.workers import (
+    ingest,  # noqa: F401
+    processing,  # noqa: F401
+)

@@ -147,9 +147,7 @@ async def _run_claimed(runtime: Runtime, job_id: str) -> None:
     if finished is None:
         logger.warning("Job %s lost its lease before finishing; its outcome was dropped", job.id)
         return
-    after = _after_finish.get(finished.kind)
-    if after is not None:
-        await after(runtime, finished)
+    await run_after_finish(runtime, finished)
     runtime.events.publish(job_service.job_channel(job.video_id), job_service.job_event(finished))
     logger.info(
         "Finished job %s as %s in %.1f s", job.id, finished.status, time.monotonic() - started
@@ -192,3 +190,14 @@ def register_after_finish(kind: str) -> Callable[[AfterFinish], AfterFinish]:
         return hook
 
     return decorate
+
+
+async def run_after_finish(runtime: Runtime, job: Job) -> None:
+    """Run the after-finish hook of the job's kind, logging (not raising) its errors."""
+    hook = _after_finish.get(job.kind)
+    if hook is None:
+        return
+    try:
+        await hook(runtime, job)
+    except Exception:
+        logger.exception("The after-finish hook of job %s failed", job.id)
