@@ -18,6 +18,7 @@ from mp4e.rest_compat import exports as export_routes
 from mp4e.rest_compat import files as files_routes
 from mp4e.rest_compat import metadata as metadata_routes
 from mp4e.rest_compat import objects as object_routes
+from mp4e.rest_compat import processing as processing_routes
 from mp4e.rest_compat import videos as video_routes
 from mp4e.rest_compat.errors import envelope, install_error_handlers
 from mp4e.rest_compat.middleware import ApiMiddleware
@@ -27,7 +28,7 @@ from mp4e.services import jobs as job_service
 from mp4e.settings import Settings, get_settings
 from mp4e.workers import handlers  # noqa: F401 - registers the job handlers
 from mp4e.workers.broker import DramatiqJobQueue, build_broker, declare_actor
-from mp4e.workers.runner import set_worker_runtime
+from mp4e.workers.runner import run_after_finish, set_worker_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ async def reap_forever(runtime: Runtime, interval_s: float = REAP_INTERVAL_S) ->
     """Requeue or fail jobs whose worker died, every `interval_s` seconds."""
     while True:
         try:
-            await job_service.reap_expired_jobs(runtime)
+            await job_service.reap_expired_jobs(runtime, on_finished=run_after_finish)
         except Exception:
             logger.exception("Reaping expired jobs failed; retrying in %.0f s", interval_s)
         await asyncio.sleep(interval_s)
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metadata_routes.router)
     app.include_router(object_routes.router)
     app.include_router(export_routes.router)
+    app.include_router(processing_routes.router)
     app.include_router(files_routes.router)
     app.include_router(build_router(lambda: app.state.runtime), prefix="/graphql")
 

@@ -7,11 +7,15 @@ import strawberry
 from strawberry.tools import merge_types
 
 from mp4e.schema.exports import ExportMutation
+from mp4e.schema.metadata import MetadataMutation, MetadataQuery
+from mp4e.schema.processing import ProcessingMutation, ProcessingQuery
 from mp4e.schema.subscriptions import JobSubscription
 from mp4e.schema.videos import VideoMutation, VideoQuery
 
-Query = merge_types("Query", (VideoQuery,))
-Mutation = merge_types("Mutation", (VideoMutation, ExportMutation))
+Query = merge_types("Query", (VideoQuery, MetadataQuery, ProcessingQuery))
+Mutation = merge_types(
+    "Mutation", (VideoMutation, ExportMutation, MetadataMutation, ProcessingMutation)
+)
 Subscription = merge_types("Subscription", (JobSubscription,))
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
