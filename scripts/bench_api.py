@@ -224,7 +224,14 @@ def main() -> int:
 
     growth_mb = (peak_after - peak_before) / 1e6
     ratio = ours / baseline
-    cpu = platform.processor() or "unknown CPU"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
     result = {
         "upload_mib": args.upload_mib,
         "upload_s": round(upload_s, 2),
