@@ -31,7 +31,7 @@ import numpy as np
 from mp4e.errors import Cancelled, InvalidParameter
 from mp4e.vision.clip import ClipLabeler
 from mp4e.vision.detection import Detections, Detector
-from mp4e.vision.tracking import MultiObjectTracker, sanitize_detections
+from mp4e.vision.tracking import MultiObjectTracker, TrackedBox, sanitize_detections
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class ObjectTrack:
 
 @dataclass(frozen=True)
 class LabelPlan:
-    """How detector classes map to tracking groups and how each group's tracks get labels.
+    """The mapping of detector classes to tracking groups, and of groups to track labels.
 
     `group_label` maps a group to its requested label, or to None when the label comes from
     the track's classes (no labels requested) or from CLIP (groups in `clip_groups`).
@@ -213,9 +213,15 @@ def track_objects(
 
     `confidence` (0..1) is the detector score that starts a track; weaker detections down to
     `LOW_CONFIDENCE` may continue one. Tracks seen in fewer than `MIN_TRACK_SAMPLES` frames are
-    dropped. All frames must have the size `frame_size_wh` (by default the first frame's).
+    dropped.
+
+    Tracking works in the pixels of `frame_size_wh` (by default the first frame's size), and
+    boxes are normalised by it. A frame of another size, e.g. after a resolution change in the
+    stream, has its boxes scaled into that space, so tracks continue across the change.
+
     `progress(frames_done, time_s)` is called after each frame, and `should_stop()` before
-    each frame and before CLIP labelling; when it returns True, `Cancelled` is raised.
+    each frame and before CLIP labelling. When `should_stop()` returns True, `Cancelled` is
+    raised.
     """
     if not 0.0 < confidence <= 1.0:
         raise InvalidParameter(
@@ -230,8 +236,13 @@ def track_objects(
 
     for step, frame in enumerate(frames):
         _check_stop(should_stop)
-        frame_size_wh = _check_frame(frame, frame_size_wh)
-        detections = _group_detections(detector.detect(frame.image), plan, frame_size_wh)
+        image_wh = _image_size(frame)
+        if frame_size_wh is None:
+            frame_size_wh = image_wh
+        detections = _to_tracking_space(
+            detector.detect(frame.image), image_wh, frame_size_wh, frame.index
+        )
+        detections = _group_detections(detections, plan, frame_size_wh)
         classes_by_box = {
             box.tobytes(): label
             for box, label in zip(detections.boxes_xyxy, detections.labels, strict=True)
@@ -244,7 +255,9 @@ def track_objects(
         )
         for tracked in tracker.update(step, grouped):
             record = records.setdefault(tracked.track_id, _TrackRecord(group=tracked.label))
-            _record_observation(record, tracked, classes_by_box, frame, frame_size_wh, plan)
+            _record_observation(
+                record, tracked, classes_by_box, frame, (image_wh, frame_size_wh), plan
+            )
         frames_done += 1
         if progress is not None:
             progress(frames_done, float(frame.time_s))
@@ -265,19 +278,39 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled("Object tracking was cancelled.")
 
 
-def _check_frame(frame: SampledFrameLike, frame_size_wh: tuple[int, int] | None) -> tuple[int, int]:
+def _image_size(frame: SampledFrameLike) -> tuple[int, int]:
     image = frame.image
-    if image.ndim != 3 or image.shape[2] != 3:
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
         raise InvalidParameter(
-            f"Frame {frame.index} is not an RGB image; its shape is {image.shape}."
+            f"Frame {frame.index} is not an RGB image. Its array shape is {image.shape}."
         )
-    size_wh = (int(image.shape[1]), int(image.shape[0]))
-    if frame_size_wh is not None and tuple(frame_size_wh) != size_wh:
-        raise InvalidParameter(
-            f"Frame {frame.index} is {size_wh[0]}x{size_wh[1]} but the tracked frames are "
-            f"{frame_size_wh[0]}x{frame_size_wh[1]}."
-        )
-    return size_wh
+    return int(image.shape[1]), int(image.shape[0])
+
+
+def _to_tracking_space(
+    detections: Detections,
+    image_wh: tuple[int, int],
+    frame_size_wh: tuple[int, int],
+    frame_index: int,
+) -> Detections:
+    """Scale boxes from the image's pixels into the pixels of `frame_size_wh`."""
+    if image_wh == tuple(frame_size_wh):
+        return detections
+    logger.debug(
+        "Frame %d is %dx%d, so its boxes are scaled to %dx%d",
+        frame_index,
+        *image_wh,
+        *frame_size_wh,
+    )
+    scale_x = frame_size_wh[0] / image_wh[0]
+    scale_y = frame_size_wh[1] / image_wh[1]
+    scale = np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+    return Detections(
+        detections.boxes_xyxy * scale,
+        detections.scores,
+        detections.labels,
+        detections.class_names,
+    )
 
 
 def _group_detections(
@@ -317,13 +350,14 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 def _record_observation(
     record: _TrackRecord,
-    tracked,
+    tracked: TrackedBox,
     classes_by_box: dict[bytes, int],
     frame: SampledFrameLike,
-    frame_size_wh: tuple[int, int],
+    sizes_wh: tuple[tuple[int, int], tuple[int, int]],
     plan: LabelPlan,
 ) -> None:
-    width, height = frame_size_wh
+    """Append one tracked box; `sizes_wh` is (image size, tracking size)."""
+    (image_width, image_height), (width, height) = sizes_wh
     box = tracked.box_xyxy
     record.frames.append(int(frame.index))
     record.times_s.append(float(frame.time_s))
@@ -334,7 +368,8 @@ def _record_observation(
     # The trackers return the input boxes unchanged, so the box finds its detector class.
     record.classes.append(classes_by_box.get(box.astype(np.float32).tobytes(), -1))
     if record.group in plan.clip_groups:
-        x1, y1, x2, y2 = np.round(box).astype(int)
+        image_scale = [image_width / width, image_height / height] * 2
+        x1, y1, x2, y2 = np.round(box * np.array(image_scale)).astype(int)
         crop = frame.image[y1:y2, x1:x2]
         if crop.size:
             record.keep_crop(tracked.score, crop.copy())

@@ -151,6 +151,10 @@ class MultiObjectTracker:
 
         The returned boxes are the matched detections, not Kalman estimates. They include new
         tracks that are still tentative. A track keeps its id for its whole lifetime.
+
+        Limitation: mmdet 3.3's trackers skip the Kalman prediction on a frame without
+        detections, so after a run of empty frames a fast object may be too far from its
+        predicted box to match, and it continues under a new id.
         """
         import torch
         from mmdet.structures import DetDataSample

@@ -539,3 +539,20 @@ test_dataloader = dict(
 
     np.testing.assert_allclose(from_tracking.boxes_xyxy, from_plain.boxes_xyxy, atol=1e-4)
     np.testing.assert_allclose(from_tracking.scores, from_plain.scores, atol=1e-5)
+
+
+def test_detector_batch_matches_single_images(tmp_path: Path) -> None:
+    from mp4e.vision.nanodet import CONFIG_PATH
+
+    checkpoint = tmp_path / "random.pth"
+    _save_random_checkpoint(checkpoint, {"dataset_meta": {"classes": ["x"] * 80}})
+    detector = load_detector(CONFIG_PATH, checkpoint, "cpu", tmp_path)
+    rng = np.random.default_rng(9)
+    images = [rng.integers(0, 256, (180, 240, 3), dtype=np.uint8) for _ in range(2)]
+
+    batch = detector.detect_batch(images)
+
+    for image, found in zip(images, batch, strict=True):
+        single = detector.detect(image)
+        np.testing.assert_allclose(found.boxes_xyxy, single.boxes_xyxy, atol=1e-3)
+        np.testing.assert_allclose(found.scores, single.scores, atol=1e-5)

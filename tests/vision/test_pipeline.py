@@ -339,11 +339,40 @@ def test_track_objects_raises_cancelled_when_stopped() -> None:
     assert detector.calls == 5
 
 
-def test_track_objects_rejects_frames_of_another_size() -> None:
-    clip = make_clip()
+def test_track_objects_scales_frames_of_another_size() -> None:
+    import cv2
 
-    with pytest.raises(InvalidParameter):
-        track_objects(clip.frames, StubDetector(clip), frame_size_wh=(320, 240))
+    clip = make_clip()
+    # From frame 30 on, the stream is half as large, and the detector gets the small images.
+    half = [
+        Frame(frame.index, frame.time_s, cv2.resize(frame.image, (320, 180)))
+        if frame.index >= 30
+        else frame
+        for frame in clip.frames
+    ]
+    detector = HalvingDetector(clip)
+
+    tracks = track_objects(half, detector)
+
+    assert idf1(clip.truth, tracks) >= 0.9
+
+
+class HalvingDetector(StubDetector):
+    """A `StubDetector` whose boxes are in the pixels of 320x180 images from frame 30 on."""
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        found = super().detect(image_rgb)
+        if image_rgb.shape[1] == FRAME_WH[0]:
+            return found
+        return Detections(found.boxes_xyxy / 2, found.scores, found.labels, CLASS_NAMES)
+
+
+def test_track_objects_rejects_grey_frames() -> None:
+    clip = make_clip()
+    grey = [Frame(0, 0.0, np.zeros((360, 640), dtype=np.uint8))]
+
+    with pytest.raises(InvalidParameter, match="not an RGB image"):
+        track_objects(grey, StubDetector(clip))
 
 
 # --- the real NanoDet detector -----------------------------------------------------------
