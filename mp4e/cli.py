@@ -112,7 +112,7 @@ def _announce_key_change(settings: Settings) -> None:
     from mp4e.events import RedisEventBus
     from mp4e.runtime import INVALIDATION_CHANNEL
 
-    bus = RedisEventBus(settings.redis_url)
+    bus = RedisEventBus(settings.redis_url, settings.redis_namespace)
     try:
         bus.publish(INVALIDATION_CHANNEL, {"keys": True})
     finally:

@@ -18,8 +18,6 @@ from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "mp4e:events:"
-
 
 class EventBus(Protocol):
     def publish(self, channel: str, event: dict[str, Any]) -> None: ...
@@ -75,19 +73,20 @@ class MemoryEventBus:
 class RedisEventBus:
     """Delivers events through Redis pub/sub, so workers in other processes reach clients."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "mp4e") -> None:
         self.url = url
+        self.prefix = f"{namespace}:events:"
         self._sync = redis.Redis.from_url(url)
         self._active = 0
         self._lock = threading.Lock()
 
     def publish(self, channel: str, event: dict[str, Any]) -> None:
-        self._sync.publish(CHANNEL_PREFIX + channel, json.dumps(event))
+        self._sync.publish(self.prefix + channel, json.dumps(event))
 
     async def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]:
         client = Redis.from_url(self.url)
         pubsub = client.pubsub()
-        await pubsub.subscribe(CHANNEL_PREFIX + channel)
+        await pubsub.subscribe(self.prefix + channel)
         with self._lock:
             self._active += 1
         try:

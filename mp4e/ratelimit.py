@@ -62,14 +62,15 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """Budgets in Redis, shared by every API process; INCR makes the count exact."""
 
-    def __init__(self, redis: Redis, limit: int, window_s: int) -> None:
+    def __init__(self, redis: Redis, limit: int, window_s: int, namespace: str = "mp4e") -> None:
         self.redis = redis
+        self.namespace = namespace
         self.limit = limit
         self.window_s = window_s
 
     async def hit(self, subject: str) -> RateLimitState:
         window = int(time.time()) // self.window_s
-        key = f"mp4e:ratelimit:{subject}:{window}"
+        key = f"{self.namespace}:ratelimit:{subject}:{window}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, self.window_s + 5)

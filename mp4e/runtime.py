@@ -77,11 +77,12 @@ def build_runtime(settings: Settings) -> Runtime:
     events: EventBus
     limiter: RateLimiter
     if settings.redis_url:
-        events = RedisEventBus(settings.redis_url)
+        events = RedisEventBus(settings.redis_url, settings.redis_namespace)
         limiter = RedisRateLimiter(
             Redis.from_url(settings.redis_url),
             settings.rate_limit_requests,
             settings.rate_limit_window_s,
+            settings.redis_namespace,
         )
     else:
         events = MemoryEventBus()

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_namespace: str = Field(default="mp4e", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = PLACEHOLDER_SECRET
 

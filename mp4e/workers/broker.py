@@ -31,7 +31,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     """Create the broker for `settings` and make it Dramatiq's global broker."""
     broker: dramatiq.Broker
     if settings.redis_url:
-        broker = RedisBroker(url=settings.redis_url, namespace="mp4e-dramatiq")
+        broker = RedisBroker(
+            url=settings.redis_url, namespace=f"{settings.redis_namespace}-dramatiq"
+        )
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")

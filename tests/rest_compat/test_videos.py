@@ -232,3 +232,34 @@ def test_stream_url_serves_ranges(server, fresh_key, sample_video, wait_for):  #
     assert beyond.headers["content-range"] == f"bytes */{size}"
     assert stale.status_code == 200
     assert tampered.status_code == 403
+
+
+TRICKY_CASES = [
+    pytest.param("vfr_mp4", 70, 4.0, True, (160, 120), id="variable-frame-rate"),
+    pytest.param("live_webm", 50, 2.0, False, (160, 120), id="live-webm-no-duration"),
+    pytest.param("long_audio_mp4", 25, 1.0, False, (160, 120), id="audio-longer-than-video"),
+    pytest.param("one_frame_mp4", 1, 0.04, False, (160, 120), id="one-frame"),
+    pytest.param("sar_mp4", 25, 1.0, False, (320, 120), id="non-square-pixels"),
+]
+
+
+@pytest.mark.parametrize(("fixture", "frames", "duration_s", "variable", "size"), TRICKY_CASES)
+def test_upload_reports_true_frames_and_duration(
+    server, fresh_key, request, wait_for, fixture, frames, duration_s, variable, size
+):  # type: ignore[no-untyped-def]
+    path: Path = request.getfixturevalue(fixture)
+
+    with server.client(fresh_key()) as client:
+        video_id = upload_rest(client, path).json()["id"]
+        details = wait_ready(client, video_id, wait_for)
+
+    video_details = details["metadata"]["videoDetails"]
+    assert details["status"] == "ready"
+    assert details["duration"] > 0
+    assert video_details["variableFrameRate"] is variable
+    if frames is not None:
+        assert video_details["totalFrames"] == frames
+        assert details["fps"] == pytest.approx(frames / duration_s, rel=0.05)
+        assert details["duration"] == pytest.approx(duration_s, abs=0.05)
+    if size is not None:
+        assert (details["width"], details["height"]) == size
