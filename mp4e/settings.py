@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     export_url_ttl_s: int = Field(default=24 * 3600, gt=0)
     surface_wait_s: float = Field(default=20.0, ge=0)
     worker_threads: int = Field(default=2, gt=0)
+    torch_threads: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _reject_placeholder_secret(self) -> Settings:
