@@ -3,4 +3,5 @@
 from mp4e.workers import (
     ingest,  # noqa: F401
     processing,  # noqa: F401
+    surface,  # noqa: F401
 )
