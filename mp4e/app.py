@@ -19,6 +19,7 @@ from mp4e.rest_compat import files as files_routes
 from mp4e.rest_compat import metadata as metadata_routes
 from mp4e.rest_compat import objects as object_routes
 from mp4e.rest_compat import processing as processing_routes
+from mp4e.rest_compat import surfaces as surface_routes
 from mp4e.rest_compat import videos as video_routes
 from mp4e.rest_compat.errors import envelope, install_error_handlers
 from mp4e.rest_compat.middleware import ApiMiddleware
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(video_routes.router)
     app.include_router(metadata_routes.router)
+    app.include_router(surface_routes.router)
     app.include_router(object_routes.router)
     app.include_router(export_routes.router)
     app.include_router(processing_routes.router)

@@ -10,11 +10,13 @@ from mp4e.schema.exports import ExportMutation
 from mp4e.schema.metadata import MetadataMutation, MetadataQuery
 from mp4e.schema.processing import ProcessingMutation, ProcessingQuery
 from mp4e.schema.subscriptions import JobSubscription
+from mp4e.schema.surfaces import SurfaceMutation, SurfaceQuery
 from mp4e.schema.videos import VideoMutation, VideoQuery
 
-Query = merge_types("Query", (VideoQuery, MetadataQuery, ProcessingQuery))
+Query = merge_types("Query", (VideoQuery, MetadataQuery, ProcessingQuery, SurfaceQuery))
 Mutation = merge_types(
-    "Mutation", (VideoMutation, ExportMutation, MetadataMutation, ProcessingMutation)
+    "Mutation",
+    (VideoMutation, ExportMutation, MetadataMutation, ProcessingMutation, SurfaceMutation),
 )
 Subscription = merge_types("Subscription", (JobSubscription,))
 
