@@ -96,7 +96,7 @@ def _keys(args: argparse.Namespace) -> int:
                     print(f"{key.id}\t{account.name}\t{key.name}\t{','.join(key.scopes)}\t{state}")
             else:
                 key = await revoke_key(database, args.key_id)
-                _announce_key_change(settings)
+                await _announce_key_change(settings)
                 print(f"Revoked key {key.id}.")
             return 0
         finally:
@@ -105,7 +105,7 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _announce_key_change(settings: Settings) -> None:
+async def _announce_key_change(settings: Settings) -> None:
     """Tell running servers to forget cached keys (only reachable through Redis)."""
     if not settings.redis_url:
         return
@@ -116,7 +116,7 @@ def _announce_key_change(settings: Settings) -> None:
     try:
         bus.publish(INVALIDATION_CHANNEL, {"keys": True})
     finally:
-        asyncio.run(bus.close())
+        await bus.close()
 
 
 def _db(args: argparse.Namespace) -> int:

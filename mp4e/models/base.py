@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, BigInteger, Column, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 
 
@@ -22,6 +22,11 @@ def new_id(prefix: str) -> str:
 def json_column(*, nullable: bool = True) -> Any:
     """A JSON column: JSONB on PostgreSQL, JSON text elsewhere."""
     return Column(JSON().with_variant(JSONB(), "postgresql"), nullable=nullable)
+
+
+def bigint_column() -> Any:
+    """A 64-bit integer column, for byte sizes over 2 GiB."""
+    return Column(BigInteger, nullable=False)
 
 
 def timestamp_column(*, nullable: bool = False, index: bool = False) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from mp4e.models.base import json_column, timestamp_column, utcnow
+from mp4e.models.base import bigint_column, json_column, timestamp_column, utcnow
 
 
 class MetadataVersion(SQLModel, table=True):
@@ -40,7 +40,7 @@ class Blob(SQLModel, table=True):
     video_id: str = Field(foreign_key="videos.id", primary_key=True)
     sha256: str = Field(primary_key=True)
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    size_bytes: int
+    size_bytes: int = Field(sa_column=bigint_column())
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
@@ -55,5 +55,5 @@ class ExportFile(SQLModel, table=True):
     version: int
     format: str
     file_name: str
-    size_bytes: int
+    size_bytes: int = Field(sa_column=bigint_column())
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

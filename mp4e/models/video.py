@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from mp4e.models.base import json_column, new_id, timestamp_column, utcnow
+from mp4e.models.base import bigint_column, json_column, new_id, timestamp_column, utcnow
 
 
 class VideoStatus(StrEnum):
@@ -30,7 +30,7 @@ class Video(SQLModel, table=True):
     status: str = Field(default=VideoStatus.UPLOADING)
     original_filename: str | None = None
     file_name: str
-    size_bytes: int
+    size_bytes: int = Field(sa_column=bigint_column())
     duration_s: float | None = None
     width: int | None = None
     height: int | None = None

@@ -541,13 +541,7 @@ def _allocated_bytes(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def test_export_sparse_source_over_4gib(server, fresh_key, media, wait_for, tmp_path, request):  # type: ignore[no-untyped-def]
-    if server.backend == "postgres":
-        # NOTE: export_files.size_bytes (like videos.size_bytes) is a 32-bit INTEGER column,
-        # so PostgreSQL rejects the size of an export over 2 GiB until it becomes BIGINT.
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="export_files.size_bytes is INTEGER")
-        )
+def test_export_sparse_source_over_4gib(server, fresh_key, media, wait_for, tmp_path):  # type: ignore[no-untyped-def]
     large = tmp_path / "large.mp4"
     _build_sparse_large_mp4(media["moov_last"], large)
     if _allocated_bytes(large) > 8 << 20:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 16:26:43.457258
+Create Date: 2026-12-04 17:12:40.165980
 """
 
 from collections.abc import Sequence
@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("original_filename", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("file_name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("duration_s", sa.Float(), nullable=True),
         sa.Column("width", sa.Integer(), nullable=True),
         sa.Column("height", sa.Integer(), nullable=True),
@@ -88,7 +88,7 @@ def upgrade() -> None:
         sa.Column("video_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["video_id"],
@@ -103,7 +103,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("format", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("file_name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["video_id"],
