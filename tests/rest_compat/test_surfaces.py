@@ -113,9 +113,11 @@ def _unpack_photos(package: Path, target: Path) -> None:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert bgr is not None, f"cannot read {path}"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    # PyAV decodes the photos, not cv2.imread: once decord 0.6.0 is loaded in the process
+    # before cv2, OpenCV's PNG reader fails with "libpng error: bad parameters to zlib".
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb24")
 
 
 # Synthetic scenes ---------------------------------------------------------------------------
@@ -642,6 +644,26 @@ def test_create_surface_numbers_second_surface(client, sample_video, wait_for): 
     assert second.json()["objectId"] == "surface_002"
     assert second.json()["version"] == 3
     assert set(document["objects"]) == {"surface_001", "surface_002"}
+
+
+def test_create_surface_moves_off_taken_id(client, mid_scene, wait_for):  # type: ignore[no-untyped-def]
+    video_id = upload_ready(client, mid_scene, wait_for)
+    manual = {"id": "surface_001", "name": "Hand-made", "kind": "surface", "source": "manual"}
+
+    started = create_surface(client, video_id, MID_FRAME, SQUARE, wait="0").json()
+    patch = client.patch(
+        f"/api/videos/{video_id}/metadata", json={"objects": {"surface_001": manual}}
+    )
+    finished = wait_job(client, video_id, started["jobId"], wait_for, "completed", "failed")
+    document = client.get(f"/api/videos/{video_id}/metadata").json()
+
+    assert started["objectId"] == "surface_001"
+    assert patch.status_code == 200, patch.text
+    assert finished["status"] == "completed", finished
+    assert finished["objectId"] == "surface_002"
+    assert document["objects"]["surface_001"]["source"] == "manual"
+    assert document["objects"]["surface_002"]["source"] == "surface"
+    assert document["objects"]["surface_002"]["name"] == "Poster"
 
 
 def test_create_surface_textureless_fails_with_invalid_quad(client, flat_video, wait_for):  # type: ignore[no-untyped-def]
