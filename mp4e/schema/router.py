@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import Request
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
@@ -21,6 +23,17 @@ from mp4e.schema.errors import format_error
 
 
 class MP4EGraphQLRouter(GraphQLRouter[Context, None]):
+    def encode_json(self, data: object) -> str | bytes:
+        """Encode results with orjson, which also embeds stored documents without re-parsing.
+
+        Returns text, because websocket clients expect graphql-transport-ws messages as text
+        frames. Integers over 64 bits fall back to the standard library's encoder.
+        """
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            return json.dumps(data, separators=(",", ":"), default=_fragment_value)
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
@@ -49,6 +62,12 @@ class MP4EGraphQLRouter(GraphQLRouter[Context, None]):
             raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
         context.set_principal(principal, None)
         return None
+
+
+def _fragment_value(value: object) -> object:
+    if isinstance(value, orjson.Fragment):
+        return json.loads(value.contents)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def build_router(get_runtime: Callable[[], Runtime]) -> MP4EGraphQLRouter:
