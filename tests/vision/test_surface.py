@@ -91,9 +91,10 @@ def _extract_photos(package: Path, target: Path) -> None:
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert bgr is not None, f"cannot read {path}"
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    # PyAV decodes the photos, not cv2.imread: once decord 0.6.0 is loaded in the process
+    # before cv2, OpenCV's PNG reader fails with "libpng error: bad parameters to zlib".
+    with av.open(str(path)) as container:
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
 
 
 def _surface_corners_px(index: int, frame_count: int, leave: bool) -> np.ndarray:
