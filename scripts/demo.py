@@ -9,6 +9,7 @@ Starts `mp4e serve` on the embedded defaults with the data directory `./var` (or
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -128,9 +129,28 @@ def run_demo(base: str, key: str, args: argparse.Namespace, log_path: Path) -> i
             f"{obj['id']:<22} {obj['label']:<12} {obj['confidence']:>10.2f} "
             f"{obj['firstFrame']:>10} {obj['lastFrame']:>9} {obj['frameCount']:>6}"
         )
-    print("\nFull JSON: GET", f"/api/videos/{video_id}/objects")
+    document = client.get(f"/api/videos/{video_id}/metadata").json()
+    sample_step = max(1, round(document["videoDetails"]["fps"] / args.fps))
+    long_people = [
+        oid
+        for oid, obj in document["objects"].items()
+        if obj["label"] == "person" and longest_run(obj["track"]["frames"], sample_step) >= 20
+    ]
+    vehicles = [o["id"] for o in objects if o["label"] in ("car", "truck", "bus")]
+    print(f"\nperson tracks spanning at least 20 consecutive samples: {len(long_people)}")
+    print(f"vehicle tracks (car, truck, bus): {len(vehicles)} {vehicles}")
+    print("Full JSON: GET", f"/api/videos/{video_id}/objects")
     print(json.dumps({"videoId": video_id, "objects": len(objects)}))
     return 0
+
+
+def longest_run(frames: list[int], step: int) -> int:
+    """Return the longest run of samples `step` frames apart (one sample per sampling tick)."""
+    best = run = 1 if frames else 0
+    for previous, current in itertools.pairwise(frames):
+        run = run + 1 if current - previous <= step else 1
+        best = max(best, run)
+    return best
 
 
 if __name__ == "__main__":
