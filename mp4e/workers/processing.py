@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mp4e.errors import Cancelled
 from mp4e.metadata.document import build_box_track, summarize_track
 from mp4e.models import Job, Video
 from mp4e.models.job import JobKind, JobStatus
@@ -35,7 +38,13 @@ logger = logging.getLogger(__name__)
 MATCH_MIN_IOU = 0.5
 MATCH_MIN_SHARED = 3
 
+# How often a job that waits for its models checks whether it was cancelled.
+MODEL_WAIT_POLL_S = 0.1
+
 _model_lock = threading.Lock()
+# Models load in this thread and not in the job's, so a cancelled job can stop waiting for a
+# load that takes seconds while the load goes on and fills the cache for the next job.
+_model_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mp4e-model-load")
 _detectors: dict[tuple[Any, ...], Detector] = {}
 _clip_models: dict[tuple[Any, ...], Any] = {}
 
@@ -90,19 +99,51 @@ class _Progress:
     last_index: int = 0
 
 
-def _run_pipeline(context: JobContext, video: Video, params: dict[str, Any]) -> list[ObjectTrack]:
+@dataclass(frozen=True)
+class _Models:
+    detector: Detector
+    clip: Any | None
+
+
+def _load_models(settings: Settings, enable_clip: bool) -> _Models:
+    return _Models(get_detector(settings), get_clip(settings) if enable_clip else None)
+
+
+async def _wait_for_models(context: JobContext, enable_clip: bool) -> _Models:
+    """Load the job's models (cached per process), raising `Cancelled` when the job is cancelled.
+
+    The first job of a process loads the detector, which takes seconds; a cancel during that
+    time ends the job within `MODEL_WAIT_POLL_S` of its heartbeat seeing the request.
+    """
+    loop = asyncio.get_running_loop()
+    loading = loop.run_in_executor(
+        _model_loader, _load_models, context.runtime.settings, enable_clip
+    )
+    while True:
+        done, _ = await asyncio.wait({loading}, timeout=MODEL_WAIT_POLL_S)
+        if done:
+            return loading.result()
+        if context.should_stop():
+            # Retrieve the load's outcome later, so a failed load is not reported as unhandled.
+            loading.add_done_callback(lambda future: future.exception())
+            raise Cancelled("The job was cancelled while its models were loading.")
+
+
+def _total_samples(video: Video, fps: float) -> int:
+    total = max(1, math.floor((video.duration_s or 0.0) * fps) + 1)
+    if video.frame_count:
+        total = min(total, video.frame_count)
+    return total
+
+
+def _run_pipeline(
+    context: JobContext, video: Video, params: dict[str, Any], models: _Models
+) -> list[ObjectTrack]:
     settings = context.runtime.settings
     path = source_path(context.runtime, video)
     probe = VideoProbe(**video.probe) if video.probe else None
     fps = float(params["fps"])
-    total = max(1, math.floor((video.duration_s or 0.0) * fps) + 1)
-    if video.frame_count:
-        total = min(total, video.frame_count)
-    state = _Progress(total=total, started=time.monotonic())
-    context.report(total_frames=total, current_frame=0, progress=0.0)
-
-    detector = get_detector(settings)
-    clip = get_clip(settings) if params.get("enableClip") else None
+    state = _Progress(total=_total_samples(video, fps), started=time.monotonic())
 
     def progress(done: int, time_s: float) -> None:
         elapsed = time.monotonic() - state.started
@@ -119,11 +160,11 @@ def _run_pipeline(context: JobContext, video: Video, params: dict[str, Any]) -> 
     ) as frames:
         tracks = track_objects(
             _remember_index(frames, state),
-            detector,
+            models.detector,
             labels=params.get("labels"),
             confidence=float(params["confidence"]),
             tracker_kind=settings.tracker,
-            clip=clip,
+            clip=models.clip,
             frame_size_wh=probe.frame_size_wh if probe else None,
             progress=progress,
             should_stop=context.should_stop,
@@ -217,8 +258,14 @@ async def process(context: JobContext) -> dict[str, Any]:
         return {"skipped": "video deleted"}
     await touch_video(runtime, video.id, status=VideoStatus.PROCESSING)
 
+    params = context.job.params
+    context.report(
+        total_frames=_total_samples(video, float(params["fps"])), current_frame=0, progress=0.0
+    )
+    loading_started = time.monotonic()
+    models = await _wait_for_models(context, bool(params.get("enableClip")))
     started = time.monotonic()
-    tracks = await context.run_blocking(_run_pipeline, context, video, context.job.params)
+    tracks = await context.run_blocking(_run_pipeline, context, video, params, models)
     context.check_cancel()
     pipeline_s = time.monotonic() - started
 
@@ -229,6 +276,7 @@ async def process(context: JobContext) -> dict[str, Any]:
         "objects": len(tracks),
         "version": version,
         "removedAiObjects": removed,
+        "modelLoadSeconds": round(started - loading_started, 3),
         "pipelineSeconds": round(pipeline_s, 3),
     }
 
