@@ -66,7 +66,10 @@ def _number(body: dict[str, Any], name: str, default: float, low: float, high: f
 
 
 def parse_params(body: Any, settings: Settings) -> ProcessParams:
-    """Check a process request body; raise `InvalidParameter` naming the field at fault."""
+    """Check a process request body; raise `InvalidParameter` naming the field at fault.
+
+    Labels are checked against the detector's classes by `check_labels`.
+    """
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -117,13 +120,15 @@ def parse_params(body: Any, settings: Settings) -> ProcessParams:
             field="enableClip",
             details={"provided": True, "configured": False},
         )
-    params = ProcessParams(fps=fps, confidence=confidence, labels=labels, enable_clip=enable_clip)
-    _check_labels(params, settings)
-    return params
+    return ProcessParams(fps=fps, confidence=confidence, labels=labels, enable_clip=enable_clip)
 
 
-def _check_labels(params: ProcessParams, settings: Settings) -> None:
-    """Reject labels that need CLIP when CLIP is not enabled, before any job exists."""
+def check_labels(params: ProcessParams, settings: Settings) -> None:
+    """Reject labels that need CLIP when CLIP is not enabled, before any job exists.
+
+    The first call in a process imports the detector's code to learn its class names, which
+    takes seconds, so async callers run it in a thread.
+    """
     if params.labels is None:
         return
     from mp4e.vision.pipeline import plan_labels
@@ -166,6 +171,7 @@ async def start_processing(
     principal.require(Scope.PROCESSING)
     video = await get_video(runtime, principal, video_id, scope=Scope.PROCESSING)
     params = parse_params(body, runtime.settings)
+    await asyncio.to_thread(check_labels, params, runtime.settings)
     if video.status in (VideoStatus.UPLOADING,) or video.current_version == 0:
         raise Conflict(
             f"Video '{video.id}' is still being ingested; start processing when it is ready.",
