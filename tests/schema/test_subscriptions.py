@@ -127,3 +127,73 @@ def test_subscription_released_on_disconnect(server, admin_key, ready_video, wai
 
     assert during == baseline + 1
     assert wait_for(lambda: active() == baseline, timeout_s=10)
+
+
+def test_subscription_streams_processing_progress_then_releases(  # type: ignore[no-untyped-def]
+    server, admin_key, make_video, tmp_path, wait_for
+) -> None:
+    clip = make_video(
+        tmp_path / "long.mp4", seconds=30, size="160x120", rate=10, extra=["-preset", "ultrafast"]
+    )
+    with server.client(admin_key) as client, clip.open("rb") as handle:
+        video_id = client.post("/api/videos/upload", files={"file": ("long.mp4", handle)}).json()[
+            "id"
+        ]
+        wait_for(lambda: client.get(f"/api/videos/{video_id}").json()["status"] == "ready", 60)
+
+    def active() -> int:
+        return int(httpx.get(f"{server.base_url}/healthz").json()["activeSubscriptions"])
+
+    def start_job() -> str:
+        with server.client(admin_key) as client:
+            response = client.post(f"/api/videos/{video_id}/process", json={"fps": 10})
+        assert response.status_code == 200, response.text
+        return str(response.json()["jobId"])
+
+    baseline = active()
+
+    async def follow_then_drop() -> tuple[str, list[dict[str, Any]], int]:
+        """Subscribe, start processing, and leave after two frames' progress of the job."""
+        async with connect(_ws_url(server), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+            await socket.send(
+                json.dumps({"type": "connection_init", "payload": {"apiKey": admin_key}})
+            )
+            await socket.recv()
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": SUBSCRIPTION, "variables": {"id": video_id}},
+                    }
+                )
+            )
+            await socket.recv()  # the latest state: the completed ingest job
+            job_id = await asyncio.to_thread(start_job)
+            events: list[dict[str, Any]] = []
+            frames: set[int] = set()
+            while len(frames) < 2:
+                message = json.loads(await asyncio.wait_for(socket.recv(), 60))
+                event = message["payload"]["data"]["jobProgress"]
+                if event["jobId"] != job_id:
+                    continue
+                events.append(event)
+                if event["status"] == "processing" and event["currentFrame"] > 0:
+                    frames.add(event["currentFrame"])
+            return job_id, events, await asyncio.to_thread(active)
+
+    try:
+        job_id, events, during = asyncio.run(follow_then_drop())
+    finally:
+        with server.client(admin_key) as client:
+            client.post(f"/api/videos/{video_id}/process/cancel")
+    progress = [event["progress"] for event in events if event["status"] == "processing"]
+    framed = [event for event in events if event["currentFrame"] > 0]
+
+    assert during == baseline + 1
+    assert wait_for(lambda: active() == baseline, timeout_s=10)
+    assert [event["totalFrames"] for event in framed] == [300] * len(framed)
+    assert progress == sorted(progress)
+    assert progress[-1] > 0
+    assert events[-1]["status"] == "processing"
+    assert job_id == events[-1]["jobId"]
