@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from mp4e.cache import TTLCache
 from mp4e.db import Database
@@ -135,7 +136,7 @@ async def create_key(
         )
     account_name = account_name or DEFAULT_ACCOUNT
     async with database.serialized() as session:
-        result = await session.execute(select(Account).where(Account.name == account_name))
+        result = await session.execute(select(Account).where(col(Account.name) == account_name))
         account = result.scalar_one_or_none()
         if account is None:
             account = Account(name=account_name)
@@ -157,8 +158,8 @@ async def list_keys(database: Database) -> list[tuple[ApiKey, Account]]:
     async with database.session() as session:
         rows = await session.execute(
             select(ApiKey, Account)
-            .join(Account, Account.id == ApiKey.account_id)
-            .order_by(ApiKey.created_at)
+            .join(Account, col(Account.id) == ApiKey.account_id)
+            .order_by(col(ApiKey.created_at))
         )
         return [(key, account) for key, account in rows.all()]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, func, select
+from sqlmodel import col
 
 from mp4e.auth import Principal, Scope
 from mp4e.db import mark_changed
@@ -118,13 +119,13 @@ async def list_videos(
             await session.execute(
                 select(func.count())
                 .select_from(Video)
-                .where(Video.account_id == principal.account_id)
+                .where(col(Video.account_id) == principal.account_id)
             )
         ).scalar_one()
         rows = await session.execute(
             select(Video)
-            .where(Video.account_id == principal.account_id)
-            .order_by(Video.created_at.desc(), Video.id.desc())  # type: ignore[attr-defined]
+            .where(col(Video.account_id) == principal.account_id)
+            .order_by(col(Video.created_at).desc(), col(Video.id).desc())
             .offset((page - 1) * page_size)
             .limit(page_size)
         )
@@ -152,12 +153,14 @@ async def delete_video(runtime: Runtime, principal: Principal, video_id: str) ->
     video = await get_video(runtime, principal, video_id, scope=Scope.VIDEOS_WRITE)
     async with runtime.database.serialized() as session:
         active = await session.execute(
-            select(Job.id).where(Job.video_id == video.id, Job.status.in_(ACTIVE_JOB_STATUSES))  # type: ignore[attr-defined]
+            select(col(Job.id)).where(
+                col(Job.video_id) == video.id, col(Job.status).in_(ACTIVE_JOB_STATUSES)
+            )
         )
         active_ids = list(active.scalars().all())
         for table in (ExportFile, MetadataVersion, Blob, Job):
-            await session.execute(delete(table).where(table.video_id == video.id))  # type: ignore[attr-defined]
-        await session.execute(delete(Video).where(Video.id == video.id))  # type: ignore[arg-type]
+            await session.execute(delete(table).where(col(table.video_id) == video.id))
+        await session.execute(delete(Video).where(col(Video.id) == video.id))
         mark_changed(session, video.id)
     blob_cache.drop_video(video.id)
     runtime.storage.delete_video_files(video.id)
