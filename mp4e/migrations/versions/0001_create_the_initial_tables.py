@@ -8,7 +8,7 @@ Create Date: 2026-12-04 17:12:40.165980
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
