@@ -63,7 +63,12 @@ def _worker(args: argparse.Namespace) -> int:
     ]
     for child in children:
         child.start()
-    signal.signal(signal.SIGTERM, lambda *_: [c.terminate() for c in children])
+
+    def terminate_children(*_: object) -> None:
+        for child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, terminate_children)
     for child in children:
         child.join()
     return max((child.exitcode or 0) for child in children)

@@ -36,8 +36,8 @@ class Context(BaseContext):
             return self._principal
         if self.request is not None and self.connection_params is None:
             principal = getattr(self.request.state, "principal", None)
-            if principal is not None:
-                return principal  # type: ignore[no-any-return]
+            if isinstance(principal, Principal):
+                return principal
             error = getattr(self.request.state, "auth_error", None)
             if isinstance(error, Unauthorized):
                 raise error

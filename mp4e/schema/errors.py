@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLFormattedError
 
 from mp4e.errors import MP4EError
 
 logger = logging.getLogger(__name__)
 
 
-def format_error(error: GraphQLError, request_id: str | None) -> dict[str, Any]:
+def format_error(error: GraphQLError, request_id: str | None) -> GraphQLFormattedError:
     """Format one error; unexpected errors are logged and masked behind the request id."""
-    formatted: dict[str, Any] = error.formatted
+    formatted = error.formatted
     original = error.original_error
     if isinstance(original, MP4EError):
         formatted["message"] = original.message
