@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import redis
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class EventBus(Protocol):
     def publish(self, channel: str, event: dict[str, Any]) -> None: ...
 
-    def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]: ...
+    def subscribe(self, channel: str) -> AsyncGenerator[dict[str, Any], None]: ...
 
     def subscriber_count(self) -> int: ...
 
@@ -46,7 +46,7 @@ class MemoryEventBus:
             except RuntimeError:
                 logger.debug("Dropped an event for a closed event loop on %s", channel)
 
-    async def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self, channel: str) -> AsyncGenerator[dict[str, Any], None]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         entry = (asyncio.get_running_loop(), queue)
         with self._lock:
@@ -83,7 +83,7 @@ class RedisEventBus:
     def publish(self, channel: str, event: dict[str, Any]) -> None:
         self._sync.publish(self.prefix + channel, json.dumps(event))
 
-    async def subscribe(self, channel: str) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self, channel: str) -> AsyncGenerator[dict[str, Any], None]:
         client = Redis.from_url(self.url)
         pubsub = client.pubsub()
         await pubsub.subscribe(self.prefix + channel)

@@ -55,8 +55,10 @@ class Runtime:
 
     def apply_invalidation(self, event: dict[str, object]) -> None:
         self.view_generation += 1
-        for video_id in event.get("videos") or ():  # type: ignore[attr-defined]
-            self.video_views.discard(str(video_id))
+        video_ids = event.get("videos")
+        if isinstance(video_ids, list):
+            for video_id in video_ids:
+                self.video_views.discard(str(video_id))
         if event.get("keys"):
             self.principals.clear()
 

@@ -492,14 +492,14 @@ class _PyAVDecoder:
             raise CorruptMedia("PyAV cannot open the video.", details={"reason": str(exc)}) from exc
         streams = self._container.streams
         index = probe.video_stream_index
-        if index >= len(streams) or streams[index].type != "video":
+        stream = streams[index] if index < len(streams) else None
+        if not isinstance(stream, av.VideoStream):
             self._container.close()
             raise CorruptMedia(
                 f"PyAV finds no video stream at index {index}, where ffprobe found one.",
                 details={"stream_index": index},
             )
-        stream = streams[index]
-        self._stream: VideoStream = stream  # type: ignore[assignment]
+        self._stream: VideoStream = stream
         self._stream.codec_context.thread_type = "AUTO"
         time_base = self._stream.time_base
         if time_base is None or time_base <= 0:

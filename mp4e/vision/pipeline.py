@@ -63,9 +63,15 @@ ProgressCallback = Callable[[int, float], None]
 class SampledFrameLike(Protocol):
     """A decoded frame: its index in the video, its time and its RGB uint8 `(H, W, 3)` pixels."""
 
-    index: int
-    time_s: float
-    image: np.ndarray
+    # Read-only members, so that frozen dataclasses such as `SampledFrame` match.
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def time_s(self) -> float: ...
+
+    @property
+    def image(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
