@@ -96,12 +96,13 @@ class TrackedObject:
         return self.summary.source
 
     @strawberry.field
-    def custom_data(self) -> JSON:  # type: ignore[valid-type]
-        return self.summary.custom_data
+    def custom_data(self) -> JSON:
+        return JSON(self.summary.custom_data)
 
     @strawberry.field(description="The per-frame track as parallel arrays, read when selected.")
-    async def track(self, info: Info) -> JSON | None:  # type: ignore[valid-type]
-        return await object_service.load_object_track(info.context.runtime, self.summary)
+    async def track(self, info: Info) -> JSON | None:
+        track = await object_service.load_object_track(info.context.runtime, self.summary)
+        return None if track is None else JSON(track)
 
 
 @strawberry.type
@@ -157,14 +158,14 @@ class MetadataQuery:
     @strawberry.field(description="A video's metadata document, tracks included.")
     async def metadata(
         self, info: Info, video_id: strawberry.ID, version: int | None = None
-    ) -> JSON:  # type: ignore[valid-type]
+    ) -> JSON:
         context = info.context
         # The stored JSON goes into the response as it is: the router encodes results with
         # orjson, which embeds a Fragment without parsing 30 MB of tracks into Python objects.
         body, _ = await metadata_service.get_document_json(
             context.runtime, context.principal, video_id, version=version
         )
-        return orjson.Fragment(body)
+        return JSON(orjson.Fragment(body))
 
     @strawberry.field(description="The versions of a video's metadata document, newest first.")
     async def metadata_versions(self, info: Info, video_id: strawberry.ID) -> MetadataHistory:
@@ -199,7 +200,7 @@ class MetadataMutation:
         self,
         info: Info,
         video_id: strawberry.ID,
-        patch: JSON,  # type: ignore[valid-type]
+        patch: JSON,
         if_match: int | None = None,
         description: str | None = None,
     ) -> MetadataWrite:
@@ -250,7 +251,7 @@ class MetadataMutation:
         object_id: str,
         user_label: str | None = strawberry.UNSET,
         name: str | None = strawberry.UNSET,
-        custom_data: JSON | None = strawberry.UNSET,  # type: ignore[valid-type]
+        custom_data: JSON | None = strawberry.UNSET,
     ) -> ObjectUpdateResult:
         context = info.context
         runtime = context.runtime

@@ -17,7 +17,7 @@ class JobSubscription:
     @strawberry.subscription(
         description="Progress events of the video's jobs, starting with the latest job's state."
     )
-    async def job_progress(self, info: Info, video_id: strawberry.ID) -> AsyncGenerator[JSON, None]:  # type: ignore[valid-type]
+    async def job_progress(self, info: Info, video_id: strawberry.ID) -> AsyncGenerator[JSON, None]:
         runtime = info.context.runtime
         video = await video_service.get_video(runtime, info.context.principal, video_id)
         events = runtime.events.subscribe(job_service.job_channel(video.id))
@@ -26,8 +26,8 @@ class JobSubscription:
                 runtime.database, video.id, ("process", "surface", "ingest")
             )
             if latest is not None:
-                yield job_service.job_event(latest)
+                yield JSON(job_service.job_event(latest))
             async for event in events:
-                yield event
+                yield JSON(event)
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()

@@ -71,12 +71,12 @@ class Video:
         return list(self.row.warnings)
 
     @strawberry.field(description="The current metadata document, without per-frame tracks.")
-    async def metadata(self, info: Info) -> JSON:  # type: ignore[valid-type]
+    async def metadata(self, info: Info) -> JSON:
         info.context.principal.require("metadata:read")
         document, _ = await metadata_service.read_document(
             info.context.runtime, self.row, with_tracks=False
         )
-        return document
+        return JSON(document)
 
     @strawberry.field
     def created_at(self) -> datetime:
