@@ -6,7 +6,6 @@ import strawberry
 
 from mp4e.models import Job
 from mp4e.schema.context import Info
-from mp4e.schema.scalars import JSON
 from mp4e.services import jobs as job_service
 from mp4e.services import processing as processing_service
 
@@ -70,7 +69,7 @@ class ProcessingMutation:
         input: ProcessInput | None = None,
     ) -> ProcessingJob:
         context = info.context
-        body: dict[str, JSON] = {}  # type: ignore[valid-type]
+        body: dict[str, object] = {}
         if input is not None:
             for name, value in (
                 ("fps", input.fps),

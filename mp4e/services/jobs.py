@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from mp4e.db import Database
 from mp4e.errors import Conflict, NotFound
@@ -50,13 +51,13 @@ async def create_job(runtime: Runtime, video: Video, kind: JobKind, params: dict
     async with runtime.database.serialized() as session:
         if kind != JobKind.INGEST:
             query = select(Job).where(
-                Job.video_id == video.id,
-                Job.kind.in_([JobKind.PROCESS, JobKind.SURFACE]),  # type: ignore[attr-defined]
-                Job.status.in_(ACTIVE_JOB_STATUSES),  # type: ignore[attr-defined]
+                col(Job.video_id) == video.id,
+                col(Job.kind).in_([JobKind.PROCESS, JobKind.SURFACE]),
+                col(Job.status).in_(ACTIVE_JOB_STATUSES),
             )
             if not runtime.database.is_sqlite:
                 await session.execute(
-                    select(Video.id).where(Video.id == video.id).with_for_update()
+                    select(col(Video.id)).where(col(Video.id) == video.id).with_for_update()
                 )
             active = (await session.execute(query)).scalars().first()
             if active is not None:
@@ -76,8 +77,8 @@ async def latest_job(database: Database, video_id: str, kinds: tuple[str, ...]) 
     async with database.session() as session:
         query = (
             select(Job)
-            .where(Job.video_id == video_id, Job.kind.in_(kinds))  # type: ignore[attr-defined]
-            .order_by(Job.created_at.desc())  # type: ignore[attr-defined]
+            .where(col(Job.video_id) == video_id, col(Job.kind).in_(kinds))
+            .order_by(col(Job.created_at).desc())
             .limit(1)
         )
         return (await session.execute(query)).scalars().first()
@@ -114,8 +115,10 @@ async def claim_job(database: Database, job_id: str, worker_id: str, lease_s: in
         result = await session.execute(
             update(Job)
             .where(
-                Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False)
-            )  # type: ignore[attr-defined]
+                col(Job.id) == job_id,
+                col(Job.status) == JobStatus.QUEUED,
+                col(Job.cancel_requested).is_(False),
+            )
             .values(
                 status=JobStatus.PROCESSING,
                 lease_owner=worker_id,
@@ -124,6 +127,7 @@ async def claim_job(database: Database, job_id: str, worker_id: str, lease_s: in
                 attempts=Job.attempts + 1,
             )
         )
+        # An UPDATE returns a CursorResult, which the stubs of AsyncSession.execute() do not say.
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
         return await session.get(Job, job_id)
@@ -181,8 +185,8 @@ async def reap_expired_jobs(
     handled: list[Job] = []
     async with runtime.database.serialized() as session:
         query = select(Job).where(
-            Job.status == JobStatus.PROCESSING,
-            Job.lease_expires_at < now,  # type: ignore[operator]
+            col(Job.status) == JobStatus.PROCESSING,
+            col(Job.lease_expires_at) < now,
         )
         if not runtime.database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
