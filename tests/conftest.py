@@ -567,8 +567,10 @@ def bad_first_frame_mp4(media_dir: Path, faststart_mp4: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def vtest_avi() -> Path:
-    """OpenCV's vtest.avi (Debian package opencv-doc), located by MP4E_TEST_VTEST_AVI."""
-    location = os.environ.get(VTEST_ENV)
-    if not location or not Path(location).is_file():
-        pytest.skip(f"set {VTEST_ENV} to the path of OpenCV's vtest.avi")
-    return Path(location)
+    """OpenCV's vtest.avi (Debian package opencv-doc): MP4E_TEST_VTEST_AVI, or the copy that
+    scripts/fetch_samples puts in var/samples."""
+    default = Path(__file__).parents[1] / "var" / "samples" / "vtest.avi"
+    location = Path(os.environ.get(VTEST_ENV) or default)
+    if not location.is_file():
+        pytest.skip(f"{location} is missing; run scripts/fetch_samples or set {VTEST_ENV}")
+    return location
