@@ -58,8 +58,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--report",
         type=Path,
-        default=Path("docs/benchmarks_export.md"),
-        help="markdown file that receives the results",
+        default=None,
+        help="also write the markdown results to this file (they are always printed)",
     )
     return parser.parse_args()
 
@@ -191,8 +191,9 @@ def _report(args: argparse.Namespace, source: Path, timings: dict[str, list[floa
     ]
     text = "\n".join(lines)
     print(text)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text, encoding="utf-8")
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
