@@ -9,8 +9,8 @@ H.264 video made with ffmpeg, followed by a second `mdat` box of pseudo-random b
 filler is real data, not a hole, so both `cp` and the export must copy every byte. Each
 repeat times both operations with the order alternating, and runs `sync` (untimed) before
 each one so that writeback of the previous copy does not slow the next. The medians, their
-ratio (target at most 1.5) and the machine are printed and written as a markdown section to
---report. Files the script created are deleted at the end.
+ratio (target at most 1.5) and the machine are printed as a markdown section, and also written
+to --report when it is given. Files the script created are deleted at the end.
 """
 
 from __future__ import annotations
