@@ -104,3 +104,11 @@ def test_openapi_lists_documented_paths(server) -> None:  # type: ignore[no-unty
     assert "/api/videos" in paths
     assert "/api/videos/upload" in paths
     assert "/api/videos/{video_id}" in paths
+
+
+def test_graphiql_page_opens_without_key(server) -> None:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=server.base_url) as client:
+        response = client.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
