@@ -143,7 +143,7 @@ def detector_class_names(settings: Settings) -> tuple[str, ...]:
 @lru_cache(maxsize=4)
 def _class_names(config: Path | None) -> tuple[str, ...]:
     """Class names of the configured detector, read from its config without loading it."""
-    from mp4e.vision.nanodet import coco_classes
+    from mp4e.vision.coco import COCO_CLASSES
 
     if config is not None and config.is_file():
         try:
@@ -156,7 +156,7 @@ def _class_names(config: Path | None) -> tuple[str, ...]:
                     return tuple(metainfo["classes"])
         except Exception:
             logger.warning("Reading class names from %s failed; assuming COCO", config)
-    return tuple(coco_classes())
+    return COCO_CLASSES
 
 
 def estimate_seconds(video: Video, params: ProcessParams) -> int:

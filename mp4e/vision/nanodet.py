@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from mp4e.vision import tfjs
+from mp4e.vision.coco import COCO_CLASSES
 
 logger = logging.getLogger(__name__)
 
@@ -514,6 +515,4 @@ def _write_atomically(path: Path, write: Any) -> None:
 
 def coco_classes() -> list[str]:
     """Return the 80 COCO class names (with spaces, as COCO writes them) in label order."""
-    from mmdet.datasets import CocoDataset
-
-    return list(CocoDataset.METAINFO["classes"])
+    return list(COCO_CLASSES)

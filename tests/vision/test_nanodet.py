@@ -556,3 +556,11 @@ def test_detector_batch_matches_single_images(tmp_path: Path) -> None:
         single = detector.detect(image)
         np.testing.assert_allclose(found.boxes_xyxy, single.boxes_xyxy, atol=1e-3)
         np.testing.assert_allclose(found.scores, single.scores, atol=1e-5)
+
+
+def test_coco_classes_match_mmdetection() -> None:
+    from mmdet.datasets import CocoDataset
+
+    from mp4e.vision.coco import COCO_CLASSES
+
+    assert COCO_CLASSES == tuple(CocoDataset.METAINFO["classes"])
