@@ -127,13 +127,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> dict[str, Any]:
-        """The process is up; also reports its open GraphQL subscriptions."""
+        """Report that the process is up, with its count of open subscriptions."""
         runtime: Runtime = request.app.state.runtime
         return {"status": "ok", "activeSubscriptions": runtime.events.subscriber_count()}
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """The database and the broker are reachable."""
+        """Report whether the database and the broker are reachable (503 when one is not)."""
         runtime: Runtime = request.app.state.runtime
         checks: dict[str, str] = {}
         try:

@@ -1,8 +1,8 @@
 """ASGI middleware: request ids, API-key authentication, rate limits, last-resort 500s.
 
 Authentication runs here, once per request, so that the rate limit can be charged to the key
-and its headers added to every response; the routes and the GraphQL context read the result
-from `request.state.principal` (or raise `request.state.auth_error`).
+and its headers added to every response. The routes and the GraphQL context then read the
+result from `request.state.principal`, or raise `request.state.auth_error`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ _VIDEO_DETAILS_PATH = re.compile(r"^/api/videos/(video_[0-9a-f]{16})$")
 
 
 class ApiMiddleware:
-    """Wraps the whole application; `state` is the application's state (holds the runtime)."""
+    """Middleware around the whole application; `state` is the application's state, which
+    contains the runtime."""
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
