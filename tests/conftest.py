@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -296,7 +298,7 @@ def _wait_for(predicate, timeout_s: float = 60, interval_s: float = 0.2):  # typ
 
 @pytest.fixture(scope="session")
 def wait_for() -> Callable[..., object]:
-    """Return a function polling a predicate until it holds or a timeout passes."""
+    """Return a function polling a predicate until it is true or a timeout passes."""
     return _wait_for
 
 
@@ -574,3 +576,62 @@ def vtest_avi() -> Path:
     if not location.is_file():
         pytest.skip(f"{location} is missing; run scripts/fetch_samples or set {VTEST_ENV}")
     return location
+
+
+# Real photos (Debian package opencv-doc) for the synthetic surface-tracking scenes.
+
+PHOTO_CACHE = Path.home() / ".cache" / "mp4e-test-data"
+PHOTO_NAMES = ("graf1.png", "building.jpg")
+PHOTO_DIR_IN_PACKAGE = "./usr/share/doc/opencv-doc/examples/data/"
+
+
+@pytest.fixture(scope="session")
+def photo_dir() -> Path:
+    """Return a folder with graf1.png and building.jpg, fetched once from opencv-doc."""
+    if all((PHOTO_CACHE / name).is_file() for name in PHOTO_NAMES):
+        return PHOTO_CACHE
+
+    missing_tools = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
+    if missing_tools:
+        pytest.skip(
+            "The test photos come from the Debian package opencv-doc, but these tools "
+            f"are not on PATH: {', '.join(missing_tools)}."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        download = subprocess.run(
+            ["apt-get", "download", "opencv-doc"],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        packages = list(Path(tmp).glob("opencv-doc_*.deb"))
+        if download.returncode != 0 or not packages:
+            pytest.skip(
+                "The test photos come from the Debian package opencv-doc, and "
+                f"`apt-get download opencv-doc` failed: {download.stderr.strip()[-300:]}"
+            )
+        _extract_photos(packages[0], PHOTO_CACHE)
+    return PHOTO_CACHE
+
+
+def _extract_photos(package: Path, target: Path) -> None:
+    names_by_member = {PHOTO_DIR_IN_PACKAGE + name: name for name in PHOTO_NAMES}
+    target.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE
+    ) as dpkg:
+        assert dpkg.stdout is not None
+        with tarfile.open(fileobj=dpkg.stdout, mode="r|*") as archive:
+            for member in archive:
+                if member.name not in names_by_member or not member.isfile():
+                    continue
+                data = archive.extractfile(member)
+                assert data is not None
+                partial = target / f"{names_by_member[member.name]}.partial"
+                with partial.open("wb") as out:
+                    shutil.copyfileobj(data, out)
+                os.replace(partial, target / names_by_member[member.name])
+        dpkg.stdout.read()
+    missing = [name for name in PHOTO_NAMES if not (target / name).is_file()]
+    assert not missing, f"opencv-doc did not contain {missing}"

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import shutil
 import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,6 @@ from sqlalchemy.pool import NullPool
 
 from mp4e.db import Database
 from mp4e.models import Job
-
-PHOTO_CACHE = Path.home() / ".cache" / "mp4e-test-data"
-PHOTO_NAMES = ("graf1.png", "building.jpg")
-PHOTO_DIR_IN_PACKAGE = "./usr/share/doc/opencv-doc/examples/data/"
 
 WIDTH, HEIGHT = 640, 360
 FPS = 25
@@ -58,58 +51,6 @@ JOB_QUERY = (
 
 
 # Test photos --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def photo_dir() -> Path:
-    """Return a folder with graf1.png and building.jpg, fetched once from opencv-doc."""
-    if all((PHOTO_CACHE / name).is_file() for name in PHOTO_NAMES):
-        return PHOTO_CACHE
-
-    missing_tools = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
-    if missing_tools:
-        pytest.skip(
-            "The test photos come from the Debian package opencv-doc, but these tools are "
-            f"not on PATH: {', '.join(missing_tools)}."
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        download = subprocess.run(
-            ["apt-get", "download", "opencv-doc"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        packages = list(Path(tmp).glob("opencv-doc_*.deb"))
-        if download.returncode != 0 or not packages:
-            pytest.skip(
-                "The test photos come from the Debian package opencv-doc, and "
-                f"`apt-get download opencv-doc` failed: {download.stderr.strip()[-300:]}"
-            )
-        _unpack_photos(packages[0], PHOTO_CACHE)
-    return PHOTO_CACHE
-
-
-def _unpack_photos(package: Path, target: Path) -> None:
-    wanted = {PHOTO_DIR_IN_PACKAGE + name: name for name in PHOTO_NAMES}
-    target.mkdir(parents=True, exist_ok=True)
-    with subprocess.Popen(
-        ["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE
-    ) as dpkg:
-        assert dpkg.stdout is not None
-        with tarfile.open(fileobj=dpkg.stdout, mode="r|*") as archive:
-            for member in archive:
-                if member.name not in wanted or not member.isfile():
-                    continue
-                data = archive.extractfile(member)
-                assert data is not None
-                partial = target / f"{wanted[member.name]}.partial"
-                with partial.open("wb") as out:
-                    shutil.copyfileobj(data, out)
-                os.replace(partial, target / wanted[member.name])
-        dpkg.stdout.read()
-    missing = [name for name in PHOTO_NAMES if not (target / name).is_file()]
-    assert not missing, f"opencv-doc did not contain {missing}"
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -563,4 +563,4 @@ def test_coco_classes_match_mmdetection() -> None:
 
     from mp4e.vision.coco import COCO_CLASSES
 
-    assert COCO_CLASSES == tuple(CocoDataset.METAINFO["classes"])
+    assert tuple(CocoDataset.METAINFO["classes"]) == COCO_CLASSES

@@ -9,11 +9,6 @@ the one in scripts/bench_surface.py on purpose, because tests import nothing fro
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,67 +22,11 @@ import pytest
 from mp4e.errors import Cancelled, CorruptMedia, InvalidParameter, InvalidQuad
 from mp4e.vision.surface import CHUNK_FRAMES, SurfaceTrack, track_surface, validate_quad
 
-PHOTO_CACHE = Path.home() / ".cache" / "mp4e-test-data"
-PHOTO_NAMES = ("graf1.png", "building.jpg")
-PHOTO_DIR_IN_PACKAGE = "./usr/share/doc/opencv-doc/examples/data/"
-
 WIDTH, HEIGHT = 1280, 720
 FPS = 25
 SCENE_FRAMES = 250
 MID_START = 120
 LEAVING_START = 40
-
-
-@pytest.fixture(scope="session")
-def photo_dir() -> Path:
-    """Return a folder with graf1.png and building.jpg, fetched once from opencv-doc."""
-    if all((PHOTO_CACHE / name).is_file() for name in PHOTO_NAMES):
-        return PHOTO_CACHE
-
-    missing_tools = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
-    if missing_tools:
-        pytest.skip(
-            "The test photos come from the Debian package opencv-doc, but these tools "
-            f"are not on PATH: {', '.join(missing_tools)}."
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        download = subprocess.run(
-            ["apt-get", "download", "opencv-doc"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        packages = list(Path(tmp).glob("opencv-doc_*.deb"))
-        if download.returncode != 0 or not packages:
-            pytest.skip(
-                "The test photos come from the Debian package opencv-doc, and "
-                f"`apt-get download opencv-doc` failed: {download.stderr.strip()[-300:]}"
-            )
-        _extract_photos(packages[0], PHOTO_CACHE)
-    return PHOTO_CACHE
-
-
-def _extract_photos(package: Path, target: Path) -> None:
-    names_by_member = {PHOTO_DIR_IN_PACKAGE + name: name for name in PHOTO_NAMES}
-    target.mkdir(parents=True, exist_ok=True)
-    with subprocess.Popen(
-        ["dpkg-deb", "--fsys-tarfile", str(package)], stdout=subprocess.PIPE
-    ) as dpkg:
-        assert dpkg.stdout is not None
-        with tarfile.open(fileobj=dpkg.stdout, mode="r|*") as archive:
-            for member in archive:
-                if member.name not in names_by_member or not member.isfile():
-                    continue
-                data = archive.extractfile(member)
-                assert data is not None
-                partial = target / f"{names_by_member[member.name]}.partial"
-                with partial.open("wb") as out:
-                    shutil.copyfileobj(data, out)
-                os.replace(partial, target / names_by_member[member.name])
-        dpkg.stdout.read()
-    missing = [name for name in PHOTO_NAMES if not (target / name).is_file()]
-    assert not missing, f"opencv-doc did not contain {missing}"
 
 
 def _load_rgb(path: Path) -> np.ndarray:
