@@ -65,7 +65,7 @@ class PayloadTooLarge(MP4EError):
 
 
 class NoVideoStream(MP4EError):
-    """Raised when a media file holds no decodable video stream (audio only, cover art only)."""
+    """Raised when a media file contains no decodable video stream (audio only, cover art only)."""
 
     code = "NO_VIDEO_STREAM"
 

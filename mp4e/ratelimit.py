@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 @dataclass(frozen=True)
 class RateLimitState:
-    """What the `X-RateLimit-*` headers report for one request."""
+    """Values of the `X-RateLimit-*` headers for one request."""
 
     limit: int
     remaining: int

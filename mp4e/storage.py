@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 class Storage:
-    """Where a video's files live: `videos/<video id>/` for the source and its thumbnail,
+    """Layout of the data directory: `videos/<video id>/` for a source and its thumbnail,
     `exports/<video id>/` for exports, `incoming/` for uploads still being received."""
 
     def __init__(self, settings: Settings) -> None:

@@ -20,12 +20,12 @@ def new_id(prefix: str) -> str:
 
 
 def json_column(*, nullable: bool = True) -> Any:
-    """A JSON column: JSONB on PostgreSQL, JSON text elsewhere."""
+    """Return a JSON column: JSONB on PostgreSQL, JSON text elsewhere."""
     return Column(JSON().with_variant(JSONB(), "postgresql"), nullable=nullable)
 
 
 def bigint_column() -> Any:
-    """A 64-bit integer column, for byte sizes over 2 GiB."""
+    """Return a 64-bit integer column, for byte sizes over 2 GiB."""
     return Column(BigInteger, nullable=False)
 
 

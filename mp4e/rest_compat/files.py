@@ -66,7 +66,7 @@ async def video_file(
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
-    """A video's source file or thumbnail, by signed URL (no API key)."""
+    """Serve a video's source file or thumbnail by signed URL (no API key)."""
     return _serve(runtime, request, "videos", video_id, name, expires, signature)
 
 

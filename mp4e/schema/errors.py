@@ -1,4 +1,4 @@
-"""How GraphQL errors carry the REST envelope's `code`, `field` and `details`."""
+"""Formatting of GraphQL errors with the REST envelope's `code`, `field` and `details`."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def job_channel(video_id: str) -> str:
 
 
 def job_event(job: Job) -> dict[str, Any]:
-    """The progress record published to subscribers and served by the status endpoint."""
+    """Build the progress record published to subscribers and served by the status endpoint."""
     return {
         "jobId": job.id,
         "videoId": job.video_id,
@@ -127,7 +127,7 @@ async def claim_job(database: Database, job_id: str, worker_id: str, lease_s: in
                 attempts=Job.attempts + 1,
             )
         )
-        # An UPDATE returns a CursorResult, which the stubs of AsyncSession.execute() do not say.
+        # An UPDATE returns a CursorResult, which AsyncSession.execute()'s stubs do not declare.
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
         return await session.get(Job, job_id)

@@ -34,7 +34,7 @@ DEFAULT_PROCESS_PARAMS: dict[str, Any] = {
 
 
 def video_details(probe: VideoProbe) -> dict[str, Any]:
-    """The read-only `videoDetails` of the metadata document, from the probe."""
+    """Build the read-only `videoDetails` of the metadata document from the probe."""
     return {
         "totalFrames": probe.frame_count,
         "fps": round(probe.fps, 6),

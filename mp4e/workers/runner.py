@@ -59,7 +59,7 @@ def worker_identity() -> str:
 
 @dataclass
 class JobContext:
-    """What a job handler gets: the job, a runtime with its own database, progress and cancel."""
+    """Context of a job handler: the job, a runtime with its own database, progress and cancel."""
 
     runtime: Runtime
     job: Job

@@ -125,7 +125,7 @@ def test_upload_graphql_rejects_bad_file_and_leaves_nothing(
     assert stored_files(server) == files_before
 
 
-def test_upload_over_size_limit_is_413_and_leaves_nothing(server_factory, sample_video, tmp_path):  # type: ignore[no-untyped-def]
+def test_upload_over_limit_is_413(server_factory, sample_video, tmp_path):  # type: ignore[no-untyped-def]
     limited = server_factory("sqlite", MP4E_MAX_UPLOAD_BYTES="20000")
     key = limited.create_key("*")
     big = tmp_path / "big.mp4"
